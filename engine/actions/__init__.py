@@ -1,0 +1,6 @@
+"""Actions: side effects with declared outcomes, found through a registry."""
+
+from engine.actions.registry import ActionRegistry, load_registry
+from engine.actions.spec import INSUFFICIENT_FUNDS, ActionResult, ActionSpec, OutcomeKind
+
+__all__ = ["INSUFFICIENT_FUNDS", "ActionRegistry", "ActionResult", "ActionSpec", "OutcomeKind", "load_registry"]

@@ -1,0 +1,70 @@
+"""What an action declares, so the checker can catch misuse before the bot runs.
+
+An action is a side effect a state runs on entry (`do: kie.generate`). It
+declares a JSON Schema for its parameters, the outcomes it can end in (each a
+success or a failure, so a charge knows whether to capture or release), the
+variables it sets, and for list actions the fields of each item.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping
+
+if TYPE_CHECKING:
+    from engine.actions.context import ActionContext
+
+
+class OutcomeKind(str, Enum):
+    SUCCESS = "success"
+    FAILURE = "failure"
+
+
+# Added to every charged step: the hold could not be placed, nothing was taken.
+INSUFFICIENT_FUNDS = "insufficient_funds"
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    """How an action ended: one of its declared outcomes, and the variables it produced.
+
+    `outcome=None` means "still running in the background": the conversation
+    stays in the state until the durable job reports the outcome.
+    """
+
+    outcome: str | None
+    outputs: Mapping[str, Any] = field(default_factory=dict)
+    items: list[Mapping[str, Any]] | None = None  # list actions: one mapping per button
+
+    @classmethod
+    def pending(cls) -> "ActionResult":
+        return cls(outcome=None)
+
+
+ActionHandler = Callable[["ActionContext", dict[str, Any]], Awaitable[ActionResult]]
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    name: str
+    handler: ActionHandler
+    description: str = ""
+    params: Mapping[str, Any] = field(default_factory=lambda: {"type": "object"})
+    outcomes: Mapping[str, OutcomeKind] = field(default_factory=dict)
+    outputs: tuple[str, ...] = ()
+    item_fields: tuple[str, ...] | None = None  # set for actions that feed a `list:`
+    chargeable: bool = False
+    # May end with ActionResult.pending() and report its outcome later from a durable job,
+    # so the state running it must say something while the user waits.
+    background: bool = False
+
+    @property
+    def is_list(self) -> bool:
+        return self.item_fields is not None
+
+    def outcomes_with_charge(self, charged: bool) -> dict[str, OutcomeKind]:
+        outcomes = dict(self.outcomes)
+        if charged:
+            outcomes[INSUFFICIENT_FUNDS] = OutcomeKind.FAILURE
+        return outcomes

@@ -1,0 +1,1 @@
+"""Kie.ai generation (images, video, audio) as flowgram actions."""
