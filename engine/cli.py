@@ -106,7 +106,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_play(args: argparse.Namespace) -> int:
     from engine.playground import play
 
-    return play(args.paths)
+    return play(args.paths, language=args.lang)
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -136,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     play = commands.add_parser("play", help="chat with the flows in this terminal")
     play.add_argument("paths", nargs="*", default=["flows"], metavar="FLOWS")
+    play.add_argument("--lang", default="en", help="the player's Telegram language (picks the locale)")
     play.set_defaults(handler=cmd_play)
 
     migrate = commands.add_parser("migrate", help="apply database migrations (DATABASE_URL)")
