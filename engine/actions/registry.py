@@ -11,7 +11,7 @@ import logging
 from importlib.metadata import entry_points
 from typing import Iterable, Iterator
 
-from engine.actions.spec import ActionSpec
+from engine.actions.spec import ActionSpec, JobHandler
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,16 @@ class ActionRegistry:
 
     def names(self) -> list[str]:
         return sorted(self._specs)
+
+    def job_kinds(self) -> dict[str, tuple[ActionSpec, JobHandler]]:
+        """Every durable job kind, with the action that owns it and its handler."""
+        kinds: dict[str, tuple[ActionSpec, JobHandler]] = {}
+        for spec in self._specs.values():
+            for kind, handler in spec.jobs.items():
+                if kind in kinds:
+                    raise ValueError(f"job kind '{kind}' is declared by {kinds[kind][0].name} and {spec.name}")
+                kinds[kind] = (spec, handler)
+        return kinds
 
 
 def load_registry() -> ActionRegistry:

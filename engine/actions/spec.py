@@ -46,6 +46,26 @@ ActionHandler = Callable[["ActionContext", dict[str, Any]], Awaitable[ActionResu
 
 
 @dataclass(frozen=True)
+class JobResult:
+    """How a background job ended: the outcome of the action that started it."""
+
+    outcome: str
+    outputs: Mapping[str, Any] = field(default_factory=dict)
+
+
+class RetryLater(Exception):
+    """Raised by a job handler to run the job again after `delay` seconds (e.g. still generating)."""
+
+    def __init__(self, delay: float, reason: str = "not finished yet") -> None:
+        super().__init__(reason)
+        self.delay = delay
+
+
+# A job handler gets the job and the engine's tools; it returns a JobResult or raises RetryLater.
+JobHandler = Callable[[Any], Awaitable[JobResult]]
+
+
+@dataclass(frozen=True)
 class ActionSpec:
     name: str
     handler: ActionHandler
@@ -58,6 +78,8 @@ class ActionSpec:
     # May end with ActionResult.pending() and report its outcome later from a durable job,
     # so the state running it must say something while the user waits.
     background: bool = False
+    # Durable job kinds this action enqueues, with their handlers (run by the job runner).
+    jobs: Mapping[str, JobHandler] = field(default_factory=dict)
 
     @property
     def is_list(self) -> bool:

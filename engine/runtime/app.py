@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from typing import Any, Hashable
 
 from aiogram import Bot, Dispatcher
@@ -23,15 +24,17 @@ from pydantic import ValidationError
 from aiogram.utils.backoff import Backoff, BackoffConfig
 
 from engine.actions.registry import ActionRegistry
+from engine.actions.spec import RetryLater
 from engine.language.model import Project
 from engine.runtime.correlation import correlation_id, install_record_factory, new_correlation_id
 from engine.runtime.engine import FlowEngine
 from engine.runtime.events import ALLOWED_UPDATES, classify
+from engine.runtime.jobs import Delivery, JobRunner
 from engine.runtime.ordering import KeyedSerializer
 from engine.runtime.retry import install as install_retry
 from engine.runtime.router import build_router
 from engine.runtime.texts import Texts
-from engine.runtime.wallet import Wallet
+from engine.runtime.wallet import StorageWallet, Wallet
 from engine.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -59,8 +62,19 @@ class GetRawUpdates(TelegramMethod[list[dict[str, Any]]]):
     allowed_updates: list[str] | None = None
 
 
-def update_key(update: Update) -> Hashable:
+@dataclass
+class _Delivering:
+    """A job outcome queued behind the user's updates; `done` resolves when it was applied."""
+
+    delivery: Delivery
+    done: asyncio.Future[None]
+
+
+def update_key(item: "Update | _Delivering") -> Hashable:
     """Updates of one user in one chat share a key; updates without a user are independent."""
+    if isinstance(item, _Delivering):
+        return (item.delivery.chat_id, item.delivery.user_id)
+    update = item
     event = classify(update)
     if event is None:
         return ("update", update.update_id)
@@ -78,15 +92,22 @@ class BotRuntime:
         wallet: Wallet | None = None,
         max_pending_per_user: int = 20,
         polling_timeout: int = 30,
+        job_lease_seconds: float = 60.0,
+        job_max_attempts: int = 5,
+        job_retry_base: float = 5.0,
     ) -> None:
         install_record_factory()
         self.bot = install_retry(bot)
         self.storage = storage
-        self.engine = FlowEngine(project, registry, storage, wallet=wallet)
+        self.engine = FlowEngine(project, registry, storage, wallet=wallet if wallet is not None else StorageWallet(storage))
         self.texts = Texts(project)
         self.dispatcher = Dispatcher()
         self.dispatcher.include_router(build_router(self.engine))
-        self.queue: KeyedSerializer[Update] = KeyedSerializer(self._process, max_pending=max_pending_per_user)
+        self.queue: KeyedSerializer[Update | _Delivering] = KeyedSerializer(self._process,
+                                                                             max_pending=max_pending_per_user)
+        self.jobs = JobRunner(storage, registry, self.bot, self.deliver, lease_seconds=job_lease_seconds,
+                              max_attempts=job_max_attempts, retry_base=job_retry_base)
+        self.engine.on_job_enqueued = self.jobs.wake.set
         self.polling_timeout = polling_timeout
         self._told_to_slow_down: set[Hashable] = set()
         self._side_tasks: set[asyncio.Task[Any]] = set()
@@ -170,7 +191,25 @@ class BotRuntime:
         finally:
             await self.storage.inbox_done(update.update_id)
 
-    async def _process(self, update: Update) -> None:
+    async def deliver(self, delivery: Delivery) -> None:
+        """Apply a job's outcome in the user's order; returns once it is applied and saved."""
+        item = _Delivering(delivery, asyncio.get_running_loop().create_future())
+        if not self.queue.submit(update_key(item), item):
+            raise RetryLater(2.0, "the user's queue is full")
+        await item.done
+
+    async def _process(self, item: Update | _Delivering) -> None:
+        if isinstance(item, _Delivering):
+            token = correlation_id.set(item.delivery.correlation_id or new_correlation_id())
+            try:
+                await self.engine.deliver(self.bot, item.delivery)
+                item.done.set_result(None)
+            except BaseException as exc:
+                item.done.set_exception(exc)
+            finally:
+                correlation_id.reset(token)
+            return
+        update = item
         token = correlation_id.set(new_correlation_id())
         try:
             if classify(update) is None:
@@ -196,6 +235,7 @@ class BotRuntime:
         """Long-poll until `stop` is set; updates are in the inbox before they are confirmed."""
         await self.bot.delete_webhook(drop_pending_updates=False)
         await self.recover()
+        jobs = asyncio.create_task(self.jobs.run(stop))
         backoff = Backoff(config=POLL_BACKOFF)
         offset: int | None = None
         stopping = asyncio.create_task(stop.wait())
@@ -226,6 +266,9 @@ class BotRuntime:
                     offset = max(offset or 0, await self.accept_raw(raw))
         finally:
             stopping.cancel()
+            # A job cut short keeps its lease in storage and runs again after it expires.
+            jobs.cancel()
+            await asyncio.gather(jobs, return_exceptions=True)
         # Confirm what was accepted, so a restart does not receive it again.
         if offset is not None:
             try:

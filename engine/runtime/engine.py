@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from aiogram import Bot
 from aiogram.types import Message
@@ -27,9 +27,10 @@ from engine.language.resolution import resolve, resolve_invalid_text
 from engine.language.templates import render_value
 from engine.runtime.correlation import correlation_id
 from engine.runtime.events import InputEvent
+from engine.runtime.jobs import CONVERSATION, Delivery
 from engine.runtime.machine import FlowGraph
 from engine.runtime.outbox import Outbox
-from engine.runtime.render import Screen, build_screen, set_values
+from engine.runtime.render import Renderer, Screen, set_values
 from engine.runtime.texts import Texts
 from engine.runtime.wallet import ChargeUnavailable, Hold, Wallet
 from engine.storage import ConflictError, Conversation, Storage
@@ -57,7 +58,11 @@ class FlowEngine:
         self.texts = Texts(project)
         self.graph = FlowGraph(project)
         self.states = project.states
+        self.versions = {name: project.flow_of(name).version for name in self.states}
+        self.renderer = Renderer(self.texts)
         self.defaults = {name: variable.default for name, variable in project.variables.items()}
+        # Set by the runtime to wake its job runner as soon as work is enqueued.
+        self.on_job_enqueued: Callable[[], None] = lambda: None
 
     # ------------------------------------------------------------------ entry
     async def handle(self, bot: Bot, event: InputEvent) -> None:
@@ -211,7 +216,7 @@ class FlowEngine:
         state = self.states.get(ref.state)
         if state is None or ref.state != conversation.state:
             return None
-        if ref.version != self.project.flow_of(ref.state).version:
+        if ref.version != self.versions[ref.state]:
             return None
         screen = conversation.screen or {}
         if message is None or message.message_id not in screen.get("message_ids", []):
@@ -277,18 +282,59 @@ class FlowEngine:
                 edit = None
             result = await self._run_action(conversation, state, outbox, event)
             if result.outcome is None:
-                return  # a durable job reports the outcome later
-            reaction = state.action.outcomes[result.outcome]
-            values = self.values(conversation, event)
-            if reaction.set:
-                conversation.data.update(set_values(reaction.set, values))
-                values = self.values(conversation, event)
-            if reaction.say is not None:
-                await outbox.send_text(self.texts.render(reaction.say, self.locale(conversation), values))
-            if reaction.to is None:
+                return  # a durable job reports the outcome later: see deliver()
+            following = await self._outcome(conversation, state, result.outcome, outbox, event)
+            if following is None:
                 return
-            name = self.graph.follow(state.name, reaction)
+            name = following
         raise RuntimeError(f"more than {MAX_HOPS} action states in a row from {conversation.state}: a loop")
+
+    async def _outcome(self, conversation: Conversation, state: State, outcome: str, outbox: Outbox,
+                       event: InputEvent | None) -> str | None:
+        """Apply an action outcome's reaction; the state to enter next, or None to stay."""
+        assert state.action is not None
+        reaction = state.action.outcomes[outcome]
+        values = self.values(conversation, event)
+        if reaction.set:
+            conversation.data.update(set_values(reaction.set, values))
+            values = self.values(conversation, event)
+        if reaction.say is not None:
+            await outbox.send_text(self.texts.render(reaction.say, self.locale(conversation), values))
+        if reaction.to is None:
+            return None
+        return self.graph.follow(state.name, reaction)
+
+    async def deliver(self, bot: Bot, delivery: Delivery) -> None:
+        """Continue a conversation with the outcome of a background job (exactly once per job)."""
+        conversation = await self.storage.load_conversation(delivery.chat_id, delivery.user_id)
+        if conversation is None:
+            log.error("job %s reports to a conversation that does not exist", delivery.job_id)
+            return
+        delivered = list(conversation.data.get("_jobs_done", []))
+        if delivery.job_id in delivered:
+            log.info("job %s was already delivered", delivery.job_id)
+            return
+        conversation.data["_jobs_done"] = (delivered + [delivery.job_id])[-20:]
+        state = self.states.get(delivery.state)
+        outbox = Outbox(bot, delivery.chat_id)
+        charge = conversation.data.get("charge") or {}
+        spec = self.registry.get(state.action.name) if state is not None and state.action is not None else None
+        if charge.get("status") == "held" and self.wallet is not None and spec is not None:
+            kind = spec.outcomes_with_charge(True).get(delivery.outcome, OutcomeKind.FAILURE)
+            await self._settle(conversation, Hold(charge["key"], conversation.user_id, charge["amount"]), kind)
+        conversation.data.update(delivery.outputs)
+        if state is None or state.action is None or delivery.outcome not in state.action.outcomes:
+            log.error("job %s ended with %r, which %s does not branch; the user keeps the current screen",
+                      delivery.job_id, delivery.outcome, delivery.state)
+        else:
+            if conversation.state != delivery.state:
+                log.info("the user left %s while job %s ran; its outcome still applies", delivery.state,
+                         delivery.job_id)
+            conversation.state = delivery.state
+            following = await self._outcome(conversation, state, delivery.outcome, outbox, None)
+            if following is not None:
+                await self._enter(conversation, following, outbox, None)
+        await self.storage.save_conversation(conversation)
 
     # ---------------------------------------------------------------- actions
     async def _run_action(self, conversation: Conversation, state: State, outbox: Outbox,
@@ -322,8 +368,7 @@ class FlowEngine:
             bot=outbox.bot,
             storage=self.storage,
             send=lambda text: outbox.send_text(text),
-            enqueue=lambda kind, payload, key=None: self.storage.job_enqueue(
-                kind, payload, key=key, correlation_id=correlation_id.get()),
+            enqueue=lambda kind, payload, key=None: self._enqueue_job(conversation, state, kind, payload, key),
         )
         try:
             result = await spec.handler(context, params)
@@ -338,6 +383,14 @@ class FlowEngine:
             kind = spec.outcomes_with_charge(True)[result.outcome]
             await self._settle(conversation, hold, kind)
         return result
+
+    async def _enqueue_job(self, conversation: Conversation, state: State, kind: str, payload: dict[str, Any],
+                           key: str | None) -> int:
+        address = {"chat_id": conversation.chat_id, "user_id": conversation.user_id, "state": state.name}
+        job_id = await self.storage.job_enqueue(kind, {**payload, CONVERSATION: address}, key=key,
+                                                correlation_id=correlation_id.get())
+        self.on_job_enqueued()
+        return job_id
 
     async def _settle(self, conversation: Conversation, hold: Hold, kind: OutcomeKind) -> None:
         assert self.wallet is not None
@@ -367,9 +420,8 @@ class FlowEngine:
     # --------------------------------------------------------------- screens
     def _screen(self, conversation: Conversation, state: State, event: InputEvent | None,
                 *, items: list[dict[str, Any]] | None = None, page: int = 0) -> Screen:
-        version = self.project.flow_of(state.name).version
-        return build_screen(state, version, self.texts, self.locale(conversation), self.values(conversation, event),
-                            items=items, page=page)
+        return self.renderer.screen(state, self.versions[state.name], self.locale(conversation),
+                                    self.values(conversation, event), items=items, page=page)
 
     async def _show(self, conversation: Conversation, screen: Screen, outbox: Outbox, *, edit: Message | None = None) -> None:
         message_id = await outbox.show(screen, edit=edit)
