@@ -126,3 +126,11 @@ async def test_run_serves_users_through_a_telegram_api_url_and_stops_cleanly(tmp
         assert process.returncode == 0, stderr.decode()
         log = stderr.decode()
         assert "running @flowgram_test_bot" in log and "stopped" in log
+
+
+def test_migrate_applies_once_then_reports_up_to_date(tmp_path: Path):
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'bot.sqlite3'}"}
+    first = flowgram("migrate", env=env)
+    assert first.returncode == 0 and first.stdout.startswith("applied: 0001")
+    again = flowgram("migrate", env=env)
+    assert again.returncode == 0 and "up to date" in again.stdout

@@ -269,3 +269,65 @@ async def test_an_unreadable_update_is_answered_and_the_bot_goes_on(bot):
     assert "could not read" in notice.text
     await user.send_command("start")
     assert (await user.wait_reply()).text == "Menu"
+
+
+async def test_the_guard_answers_a_path_that_said_nothing(tmp_path, caplog):
+    from engine.language import load_project
+
+    silent = FLOW.replace('  finished:\n    say: "Finished"\n', '  finished:\n')  # a state that shows nothing
+    silent = silent.replace('[{text: "Boom", to: boom}]', '[{text: "Boom", to: boom}, {text: "Quiet", to: finished}]')
+    project, findings = load_project([write_bot(tmp_path / "bot", silent)])
+    assert not findings  # the shape is fine; only `flowgram check` would reject it (silent-state)
+    caplog.set_level(logging.ERROR)
+    gate = Gate()
+    gate.release.set()
+    async with BotUnderTest(project, registry=_registry(gate)) as bot:
+        user = bot.user()
+        await user.send_command("start")
+        await user.wait_reply()
+        await user.click("Quiet")
+        notice = await user.wait_reply()
+        assert "could not answer" in notice.text
+    assert any("produced no visible answer" in r.getMessage() for r in caplog.records)
+
+
+async def test_two_instances_cannot_silently_overwrite_a_conversation(bot_dir, gate, storage_url, caplog):
+    """Two processes handle the same user at once: the second save is refused and logged, not lost silently."""
+    from engine.runtime.engine import FlowEngine
+    from engine.runtime.events import classify
+    from engine.serve import make_bot
+    from engine.storage import open_storage
+    from engine.testing import FakeTelegram
+    from engine.testing.harness import load_checked
+    from aiogram.types import Update
+
+    caplog.set_level(logging.ERROR)
+    reg = _registry(gate)
+    project = load_checked([bot_dir], reg)
+    async with FakeTelegram() as telegram:
+        user = telegram.user(started=True)
+        storage = open_storage(storage_url)
+        await storage.migrate()
+        bot = make_bot(telegram.token, telegram.base_url)
+        first, second = FlowEngine(project, reg, storage), FlowEngine(project, reg, storage)
+
+        def update(update_id: int, **body):
+            return classify(Update.model_validate({"update_id": update_id, **body}, context={"bot": bot}))
+
+        chat = {"id": user.chat_id, "type": "private"}
+        await first.handle(bot, update(1, message={"message_id": 1, "date": 0, "chat": chat, "from": user.user,
+                                                   "text": "/start"}))
+        menu = telegram.messages(user.chat_id)[-1]
+        press_slow = update(2, callback_query={"id": "q1", "from": user.user, "chat_instance": "c",
+                                               "data": menu.button("Slow").callback_data, "message": menu.to_api()})
+        slow = asyncio.create_task(first.handle(bot, press_slow))  # loads version 1, then waits in the action
+        await asyncio.wait_for(gate.entered.wait(), 5)
+        await second.handle(bot, update(3, message={"message_id": 9, "date": 0, "chat": chat, "from": user.user,
+                                                    "text": "/help"}))  # the other instance saves version 2
+        gate.release.set()
+        await slow  # its save of version 1 -> 2 is refused
+        saved = await storage.load_conversation(user.chat_id, user.user_id)
+        assert (saved.version, saved.state) == (2, "main.menu")  # the first write stands; nothing overwritten
+        assert any("changed by another instance" in r.getMessage() for r in caplog.records)
+        await bot.session.close()
+        await storage.close()

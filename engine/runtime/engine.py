@@ -424,6 +424,9 @@ class FlowEngine:
                                     self.values(conversation, event), items=items, page=page)
 
     async def _show(self, conversation: Conversation, screen: Screen, outbox: Outbox, *, edit: Message | None = None) -> None:
+        if not screen.text and screen.media is None:
+            log.error("state %s has nothing to show (no text, no media)", screen.state)
+            return  # Telegram refuses an empty message; the guard answers instead
         message_id = await outbox.show(screen, edit=edit)
         self._remember(conversation, screen, message_id, keep=edit is not None and edit.message_id == message_id)
 
