@@ -1,4 +1,4 @@
-"""Durable state for flowgram: conversations, the update inbox and background jobs.
+"""Durable state for flowgram: conversations, the update inbox, background jobs and the ledger.
 
     storage = open_storage(os.environ.get("DATABASE_URL"))  # nothing connects yet
     await storage.migrate()  # connects; raises StorageUnavailable if it cannot
@@ -27,6 +27,7 @@ from .base import (
     Conversation,
     InboxItem,
     Job,
+    LedgerEntry,
     Storage,
     StorageError,
     StorageUnavailable,
@@ -38,6 +39,7 @@ __all__ = [
     "DEFAULT_SQLITE_FILE",
     "InboxItem",
     "Job",
+    "LedgerEntry",
     "Storage",
     "StorageError",
     "StorageUnavailable",

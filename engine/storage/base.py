@@ -13,7 +13,9 @@ Conventions every backend follows:
   (PostgreSQL cannot store ``\\u0000`` in JSONB), otherwise ``ValueError``;
   a value that is not JSON-serialisable raises ``TypeError``;
 * nothing connects until the first call (``migrate()`` normally); an
-  unreachable database raises :class:`StorageUnavailable`.
+  unreachable database raises :class:`StorageUnavailable`;
+* ledger amounts are positive ``int`` credits (never floats; ``bool`` is not an
+  amount), otherwise ``ValueError``; ledger keys are non-empty strings.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ __all__ = [
     "Conversation",
     "InboxItem",
     "Job",
+    "LedgerEntry",
     "Migration",
     "Storage",
     "StorageError",
@@ -93,6 +96,17 @@ class Job:
     attempts: int  # how many times job_retry/job_fail recorded a failed attempt
     run_at: datetime
     correlation_id: str | None
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """One line of a user's ledger journal (``ledger_entries``), for history and support."""
+
+    key: str  # the credit's key, or the key of the hold this line belongs to
+    kind: str  # "credit" | "hold" | "capture" | "release"
+    amount: int  # positive credits
+    reason: str | None  # given with a credit; None for hold/capture/release
+    created_at: datetime
 
 
 # --------------------------------------------------------------------------- interface
@@ -177,6 +191,50 @@ class Storage(Protocol):
         """Permanently failed (``attempts += 1``); kept for inspection, never claimed again."""
         ...
 
+    # ---- the balance ledger (integer credits, two-phase charges)
+    #
+    # A user's credits are ``available`` (spendable) plus ``held`` (reserved by holds
+    # not yet settled); neither can go negative. Credit keys and hold keys are separate
+    # namespaces. Reusing a key for a different user or amount raises ``ValueError``.
+
+    async def ledger_balance(self, user_id: int) -> int:
+        """Available credits (held credits excluded); 0 for a user never credited."""
+        ...
+
+    async def ledger_credit(self, user_id: int, amount: int, *, key: str, reason: str) -> bool:
+        """Add ``amount`` credits (top-up, payment, bonus). ``False`` when ``key`` was already
+        applied (nothing changes)."""
+        ...
+
+    async def ledger_hold(self, user_id: int, amount: int, *, key: str) -> bool:
+        """Reserve ``amount`` of the available credits, atomically with the balance check.
+
+        ``False`` when fewer than ``amount`` are available (nothing reserved). Idempotent
+        by ``key``: a repeated key returns the first call's answer and reserves nothing
+        more (a refused hold stays refused, even after a top-up)."""
+        ...
+
+    async def ledger_capture(self, key: str) -> None:
+        """Spend a hold: its credits leave the account. Idempotent; capturing a released
+        (or refused) hold is a no-op with a warning: the first settlement wins.
+        ``LookupError`` for a key that was never held."""
+        ...
+
+    async def ledger_release(self, key: str) -> None:
+        """Cancel a hold: its credits become available again. Idempotent; releasing a
+        captured (or refused) hold is a no-op with a warning: the first settlement wins.
+        ``LookupError`` for a key that was never held."""
+        ...
+
+    async def ledger_hold_status(self, key: str) -> str | None:
+        """``"held"``, ``"captured"``, ``"released"``, ``"declined"`` (refused for
+        insufficient funds), or ``None`` for a key never held."""
+        ...
+
+    async def ledger_entries(self, user_id: int, limit: int = 50) -> list[LedgerEntry]:
+        """The user's most recent journal lines, newest first."""
+        ...
+
 
 # --------------------------------------------------------------------------- shared helpers
 
@@ -221,6 +279,61 @@ def conflict(conv: Conversation) -> ConflictError:
     return ConflictError(
         f"conversation chat_id={conv.chat_id} user_id={conv.user_id} was not saved: {detail}"
     )
+
+
+# The largest value a BIGINT / SQLite INTEGER holds.
+MAX_CREDITS = 2**63 - 1
+
+
+def check_amount(amount: Any) -> int:
+    """``amount`` if it is a positive ``int`` of credits, else ``ValueError`` (``bool`` too)."""
+    if isinstance(amount, bool) or not isinstance(amount, int):
+        raise ValueError(f"a ledger amount must be a positive int of credits, not {amount!r}")
+    if amount <= 0:
+        raise ValueError(f"a ledger amount must be positive, not {amount}")
+    if amount > MAX_CREDITS:
+        raise ValueError(f"a ledger amount must be at most {MAX_CREDITS}, not {amount}")
+    return int(amount)
+
+
+def check_key(key: Any) -> str:
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"a ledger key must be a non-empty string, not {key!r}")
+    return key
+
+
+def check_user(user_id: Any) -> int:
+    if isinstance(user_id, bool) or not isinstance(user_id, int):
+        raise ValueError(f"a ledger user_id must be an int, not {user_id!r}")
+    return int(user_id)
+
+
+def key_reused(what: str, key: str, first: tuple[int, int], now: tuple[int, int]) -> ValueError:
+    return ValueError(
+        f"ledger {what} key {key!r} was first used for user {first[0]} and {first[1]} credits; "
+        f"it cannot be reused for user {now[0]} and {now[1]} credits"
+    )
+
+
+def report_settled(logger: Any, key: str, wanted: str, status: str) -> None:
+    """Log a capture/release that changed nothing because the hold was already settled."""
+    done = {"capture": "captured", "release": "released"}[wanted]
+    if status == done:
+        logger.debug("ledger hold %r is already %s", key, status)
+    elif status == "declined":
+        logger.warning("ledger %s of hold %r ignored: the hold was refused (insufficient funds)",
+                       wanted, key)
+    else:
+        logger.warning("ledger %s of hold %r ignored: it was already %s (the first settlement wins)",
+                       wanted, key, status)
+
+
+def unknown_hold(key: str) -> LookupError:
+    return LookupError(f"ledger hold {key!r} does not exist (it was never held)")
+
+
+def balance_overflow(user_id: int) -> ValueError:
+    return ValueError(f"crediting user {user_id} would overflow the balance (max {MAX_CREDITS})")
 
 
 # --------------------------------------------------------------------------- migrations

@@ -11,6 +11,9 @@
   leases and due times, so instances with skewed clocks still agree.
 * ``migrate()`` runs in one transaction holding an advisory lock, so several
   instances starting at once apply each migration exactly once.
+* Ledger writes are single statements too: a hold is a conditional UPDATE of the
+  account row (``WHERE available >= amount``), so concurrent holds of one user on
+  any number of instances queue on that row lock and each re-checks the balance.
 
 Extra asyncpg server settings can ride on the URL query, e.g.
 ``postgresql://bot@db/bot?search_path=flowgram`` keeps the tables in schema ``flowgram``.
@@ -38,13 +41,21 @@ from .base import (
     Conversation,
     InboxItem,
     Job,
+    LedgerEntry,
     StorageError,
     StorageUnavailable,
+    balance_overflow,
+    check_amount,
+    check_key,
+    check_user,
     conflict,
     dumps,
     dumps_optional,
+    key_reused,
     load_migrations,
     loads,
+    report_settled,
+    unknown_hold,
     utc,
 )
 
@@ -441,6 +452,82 @@ class PostgresStorage:
         )
 
 
+    # ------------------------------------------------------------------ ledger
+
+    async def ledger_balance(self, user_id: int) -> int:
+        available = await self._query(
+            "fetchval",
+            "SELECT available FROM ledger_accounts WHERE user_id = $1",
+            check_user(user_id),
+        )
+        return 0 if available is None else available
+
+    async def ledger_credit(self, user_id: int, amount: int, *, key: str, reason: str) -> bool:
+        user_id, amount, key = check_user(user_id), check_amount(amount), check_key(key)
+        try:
+            applied = await self._query("fetchval", _CREDIT, user_id, key, amount, reason)
+        except pgerr.NumericValueOutOfRangeError:
+            raise balance_overflow(user_id) from None
+        if applied is not None:
+            return True
+        first = await self._query(
+            "fetchrow",
+            "SELECT user_id, amount FROM ledger_entries WHERE kind = 'credit' AND key = $1",
+            key,
+        )
+        if (first[0], first[1]) != (user_id, amount):
+            raise key_reused("credit", key, (first[0], first[1]), (user_id, amount))
+        return False
+
+    async def ledger_hold(self, user_id: int, amount: int, *, key: str) -> bool:
+        user_id, amount, key = check_user(user_id), check_amount(amount), check_key(key)
+        try:
+            status = await self._query("fetchval", _HOLD, key, user_id, amount)
+        except pgerr.UniqueViolationError:
+            # The key was held before (or concurrently): the whole statement, including
+            # any reservation it made, was rolled back. Answer as the first call did.
+            first = await self._query(
+                "fetchrow", "SELECT user_id, amount, status FROM ledger_holds WHERE key = $1", key
+            )
+            if (first[0], first[1]) != (user_id, amount):
+                raise key_reused("hold", key, (first[0], first[1]), (user_id, amount)) from None
+            status = first[2]
+        return status != "declined"
+
+    async def ledger_capture(self, key: str) -> None:
+        await self._settle(_CAPTURE, check_key(key), "capture")
+
+    async def ledger_release(self, key: str) -> None:
+        await self._settle(_RELEASE, check_key(key), "release")
+
+    async def _settle(self, sql: str, key: str, kind: str) -> None:
+        if await self._query("fetchval", sql, key):
+            return
+        status = await self._query(
+            "fetchval", "SELECT status FROM ledger_holds WHERE key = $1", key
+        )
+        if status is None:
+            raise unknown_hold(key)
+        report_settled(log, key, kind, status)
+
+    async def ledger_hold_status(self, key: str) -> str | None:
+        return await self._query(
+            "fetchval", "SELECT status FROM ledger_holds WHERE key = $1", check_key(key)
+        )
+
+    async def ledger_entries(self, user_id: int, limit: int = 50) -> list[LedgerEntry]:
+        if limit <= 0:
+            return []
+        rows = await self._query(
+            "fetch",
+            "SELECT key, kind, amount, reason, created_at FROM ledger_entries WHERE user_id = $1"
+            " ORDER BY id DESC LIMIT $2",
+            check_user(user_id),
+            limit,
+        )
+        return [LedgerEntry(row[0], row[1], row[2], row[3], row[4]) for row in rows]
+
+
 # ---------------------------------------------------------------------- SQL
 
 # Inbox "done" as an upsert: an update_id never recorded is recorded as done.
@@ -477,4 +564,54 @@ _CLAIM = (
     "   AND ($3::text[] IS NULL OR kind = ANY($3::text[]))"
     "   ORDER BY due_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)"
     " RETURNING id, kind, payload::text, key, attempts, run_at, correlation_id"
+)
+
+# ---- ledger: each operation is one statement (one transaction, one round trip).
+
+# The journal line claims the credit key; the account is credited only if it was new.
+_CREDIT = (
+    "WITH e AS (INSERT INTO ledger_entries (user_id, key, kind, amount, reason)"
+    "   VALUES ($1::bigint, $2::text, 'credit', $3::bigint, $4::text)"
+    "   ON CONFLICT (kind, key) DO NOTHING RETURNING user_id, amount)"
+    " INSERT INTO ledger_accounts AS a (user_id, available) SELECT user_id, amount FROM e"
+    " ON CONFLICT (user_id) DO UPDATE SET available = a.available + excluded.available,"
+    " updated_at = now()"
+    " RETURNING 1"
+)
+
+# Reserve only if enough is available (the row lock serialises holders; a waiting UPDATE
+# re-checks `available` on the committed row), then record the hold as held or declined.
+# A key used before makes the hold INSERT fail with a unique violation, which rolls the
+# whole statement back, reservation included: no double hold, even for concurrent callers.
+_HOLD = (
+    "WITH acc AS (UPDATE ledger_accounts SET available = available - $3::bigint,"
+    "   held = held + $3::bigint, updated_at = now()"
+    "   WHERE user_id = $2::bigint AND available >= $3::bigint"
+    "   AND NOT EXISTS (SELECT 1 FROM ledger_holds WHERE key = $1::text)"
+    "   RETURNING user_id),"
+    " h AS (INSERT INTO ledger_holds (key, user_id, amount, status)"
+    "   SELECT $1::text, $2::bigint, $3::bigint,"
+    "   CASE WHEN EXISTS (SELECT 1 FROM acc) THEN 'held' ELSE 'declined' END"
+    "   RETURNING status),"
+    " e AS (INSERT INTO ledger_entries (user_id, key, kind, amount)"
+    "   SELECT user_id, $1::text, 'hold', $3::bigint FROM acc)"
+    " SELECT status FROM h"
+)
+
+# Settle only a hold that is still `held`: a concurrent settlement of the same key waits on
+# the hold's row lock, then finds it settled and changes nothing (the first one wins).
+_SETTLE = (
+    "WITH h AS (UPDATE ledger_holds SET status = '{status}', settled_at = now()"
+    "   WHERE key = $1 AND status = 'held' RETURNING user_id, amount),"
+    " a AS (UPDATE ledger_accounts AS a SET {balance}, updated_at = now()"
+    "   FROM h WHERE a.user_id = h.user_id RETURNING 1),"
+    " e AS (INSERT INTO ledger_entries (user_id, key, kind, amount)"
+    "   SELECT user_id, $1, '{kind}', amount FROM h)"
+    " SELECT count(*) FROM a"
+)
+_CAPTURE = _SETTLE.format(status="captured", kind="capture", balance="held = a.held - h.amount")
+_RELEASE = _SETTLE.format(
+    status="released",
+    kind="release",
+    balance="held = a.held - h.amount, available = a.available + h.amount",
 )

@@ -26,13 +26,21 @@ from .base import (
     Conversation,
     InboxItem,
     Job,
+    LedgerEntry,
     StorageError,
     StorageUnavailable,
+    balance_overflow,
+    check_amount,
+    check_key,
+    check_user,
     conflict,
     dumps,
     dumps_optional,
+    key_reused,
     load_migrations,
     loads,
+    report_settled,
+    unknown_hold,
     utc,
 )
 
@@ -349,6 +357,41 @@ class SQLiteStorage:
     async def job_fail(self, job_id: int, *, error: str) -> None:
         await self._run(_job_finish, job_id, "failed", error)
 
+    # ------------------------------------------------------------------ ledger
+    # Every write is one BEGIN IMMEDIATE transaction: the write lock is taken before the
+    # balance is read, so check-and-update is atomic across threads and processes.
+
+    async def ledger_balance(self, user_id: int) -> int:
+        return await self._run(_ledger_balance, check_user(user_id))
+
+    async def ledger_credit(self, user_id: int, amount: int, *, key: str, reason: str) -> bool:
+        return await self._run(
+            _ledger_credit, check_user(user_id), check_amount(amount), check_key(key), reason
+        )
+
+    async def ledger_hold(self, user_id: int, amount: int, *, key: str) -> bool:
+        return await self._run(
+            _ledger_hold, check_user(user_id), check_amount(amount), check_key(key)
+        )
+
+    async def ledger_capture(self, key: str) -> None:
+        status = await self._run(_ledger_settle, check_key(key), "capture")
+        if status is not None:
+            report_settled(log, key, "capture", status)
+
+    async def ledger_release(self, key: str) -> None:
+        status = await self._run(_ledger_settle, check_key(key), "release")
+        if status is not None:
+            report_settled(log, key, "release", status)
+
+    async def ledger_hold_status(self, key: str) -> str | None:
+        return await self._run(_ledger_hold_status, check_key(key))
+
+    async def ledger_entries(self, user_id: int, limit: int = 50) -> list[LedgerEntry]:
+        if limit <= 0:
+            return []
+        return await self._run(_ledger_entries, check_user(user_id), limit)
+
 
 # ---------------------------------------------------------------------- worker-thread bodies
 
@@ -516,3 +559,140 @@ def _job_finish(conn: sqlite3.Connection, job_id: int, status: str, error: str |
         " WHERE id = ? AND status = 'pending'",
         (status, error, 1 if status == "failed" else 0, now, now, job_id),
     )
+
+
+# ---------------------------------------------------------------------- ledger bodies
+
+
+def _ledger_balance(conn: sqlite3.Connection, user_id: int) -> int:
+    row = conn.execute(
+        "SELECT available FROM ledger_accounts WHERE user_id = ?", (user_id,)
+    ).fetchone()
+    return 0 if row is None else row[0]
+
+
+def _ledger_credit(
+    conn: sqlite3.Connection, user_id: int, amount: int, key: str, reason: str | None
+) -> bool:
+    now = _ts(_now())
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        first = conn.execute(
+            "SELECT user_id, amount FROM ledger_entries WHERE kind = 'credit' AND key = ?", (key,)
+        ).fetchone()
+        if first is not None:
+            conn.execute("ROLLBACK")
+            if tuple(first) != (user_id, amount):
+                raise key_reused("credit", key, tuple(first), (user_id, amount))
+            return False
+        conn.execute(
+            "INSERT INTO ledger_entries (user_id, key, kind, amount, reason, created_at)"
+            " VALUES (?, ?, 'credit', ?, ?, ?)",
+            (user_id, key, amount, reason, now),
+        )
+        try:
+            conn.execute(
+                "INSERT INTO ledger_accounts (user_id, available, held, updated_at)"
+                " VALUES (?, ?, 0, ?) ON CONFLICT (user_id) DO UPDATE"
+                " SET available = available + excluded.available, updated_at = excluded.updated_at",
+                (user_id, amount, now),
+            )
+        except sqlite3.IntegrityError:  # the sum became a REAL: typeof(available) check
+            raise balance_overflow(user_id) from None
+        conn.execute("COMMIT")
+        return True
+    except BaseException:
+        SQLiteStorage._rollback(conn)
+        raise
+
+
+def _ledger_hold(conn: sqlite3.Connection, user_id: int, amount: int, key: str) -> bool:
+    now = _ts(_now())
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        first = conn.execute(
+            "SELECT user_id, amount, status FROM ledger_holds WHERE key = ?", (key,)
+        ).fetchone()
+        if first is not None:
+            conn.execute("ROLLBACK")
+            if (first[0], first[1]) != (user_id, amount):
+                raise key_reused("hold", key, (first[0], first[1]), (user_id, amount))
+            return first[2] != "declined"
+        held = (
+            conn.execute(
+                "UPDATE ledger_accounts SET available = available - ?1, held = held + ?1,"
+                " updated_at = ?2 WHERE user_id = ?3 AND available >= ?1",
+                (amount, now, user_id),
+            ).rowcount
+            == 1
+        )
+        conn.execute(
+            "INSERT INTO ledger_holds (key, user_id, amount, status, created_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (key, user_id, amount, "held" if held else "declined", now),
+        )
+        if held:
+            conn.execute(
+                "INSERT INTO ledger_entries (user_id, key, kind, amount, created_at)"
+                " VALUES (?, ?, 'hold', ?, ?)",
+                (user_id, key, amount, now),
+            )
+        conn.execute("COMMIT")
+        return held
+    except BaseException:
+        SQLiteStorage._rollback(conn)
+        raise
+
+
+_SETTLE_ACCOUNT = {
+    "capture": "UPDATE ledger_accounts SET held = held - ?1, updated_at = ?2 WHERE user_id = ?3",
+    "release": "UPDATE ledger_accounts SET held = held - ?1, available = available + ?1,"
+    " updated_at = ?2 WHERE user_id = ?3",
+}
+_SETTLED = {"capture": "captured", "release": "released"}
+
+
+def _ledger_settle(conn: sqlite3.Connection, key: str, kind: str) -> str | None:
+    """Capture or release a hold; None when applied, else the hold's status (nothing changed)."""
+    now = _ts(_now())
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        row = conn.execute(
+            "SELECT user_id, amount, status FROM ledger_holds WHERE key = ?", (key,)
+        ).fetchone()
+        if row is None:
+            raise unknown_hold(key)
+        user_id, amount, status = row
+        if status != "held":
+            conn.execute("ROLLBACK")
+            return status
+        conn.execute(
+            "UPDATE ledger_holds SET status = ?, settled_at = ? WHERE key = ?",
+            (_SETTLED[kind], now, key),
+        )
+        if conn.execute(_SETTLE_ACCOUNT[kind], (amount, now, user_id)).rowcount != 1:
+            raise StorageError(f"ledger hold {key!r} has no account row for user {user_id}")
+        conn.execute(
+            "INSERT INTO ledger_entries (user_id, key, kind, amount, created_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (user_id, key, kind, amount, now),
+        )
+        conn.execute("COMMIT")
+        return None
+    except BaseException:
+        SQLiteStorage._rollback(conn)
+        raise
+
+
+def _ledger_hold_status(conn: sqlite3.Connection, key: str) -> str | None:
+    row = conn.execute("SELECT status FROM ledger_holds WHERE key = ?", (key,)).fetchone()
+    return None if row is None else row[0]
+
+
+def _ledger_entries(conn: sqlite3.Connection, user_id: int, limit: int) -> list[LedgerEntry]:
+    rows = conn.execute(
+        "SELECT key, kind, amount, reason, created_at FROM ledger_entries WHERE user_id = ?"
+        " ORDER BY id DESC LIMIT ?",
+        (user_id, limit),
+    ).fetchall()
+    return [LedgerEntry(row[0], row[1], row[2], row[3], _parse_ts(row[4])) for row in rows]
