@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import operator
+from functools import lru_cache
 from typing import Any, Mapping
 
 from engine.language.templates import lookup
@@ -60,7 +61,12 @@ def _dotted(node: ast.AST) -> str | None:
 
 def evaluate(source: str, values: Mapping[str, Any]) -> bool:
     """Evaluate a condition; a comparison between incompatible values is false."""
-    return bool(_eval(parse_condition(source).body, values))
+    return bool(_eval(_parsed(source).body, values))
+
+
+# Conditions come from the flows (a bounded set): parse each once, not on every render.
+# The tree is only read, never changed, so sharing it is safe.
+_parsed = lru_cache(maxsize=4096)(parse_condition)
 
 
 def _eval(node: ast.AST, values: Mapping[str, Any]) -> Any:

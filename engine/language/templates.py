@@ -8,6 +8,7 @@ specs, no indexing) so every placeholder can be checked statically.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any, Mapping
 
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
@@ -36,36 +37,81 @@ def placeholders(template: str) -> list[str]:
 
 def lookup(values: Mapping[str, Any], name: str) -> Any:
     """Resolve a dotted name in nested mappings; a missing name is None."""
+    return _lookup_parts(values, _parts(name))
+
+
+@lru_cache(maxsize=4096)
+def _parts(name: str) -> tuple[str, ...]:
+    return tuple(name.split("."))
+
+
+def _lookup_parts(values: Mapping[str, Any], parts: tuple[str, ...]) -> Any:
     current: Any = values
-    for part in name.split("."):
-        if isinstance(current, Mapping) and part in current:
+    for part in parts:
+        if type(current) is dict or isinstance(current, Mapping):
+            if part not in current:
+                return None
             current = current[part]
         else:
             return None
     return current
 
 
-def render(template: str, values: Mapping[str, Any]) -> str:
-    """Fill placeholders; missing values render as empty text (the checker prevents unknown names)."""
+# A compiled template: literal text, or a tuple alternating literal text (str) and the
+# dotted parts of a placeholder (tuple). Templates come from the flows, so the cache
+# holds a bounded set; compiling once makes rendering a join instead of a regex pass.
+_Compiled = str | tuple[str | tuple[str, ...], ...]
 
-    def replace(match: re.Match[str]) -> str:
+
+@lru_cache(maxsize=8192)
+def _compile(template: str) -> _Compiled:
+    pieces: list[str | tuple[str, ...]] = []
+    literal: list[str] = []
+    last = 0
+    for match in _PLACEHOLDER.finditer(template):
+        literal.append(template[last:match.start()])
+        last = match.end()
         token = match.group(0)
         if token == "{{":
-            return "{"
-        if token == "}}":
-            return "}"
-        if match.group(1) is None:
-            return token
-        value = lookup(values, match.group(1))
-        return "" if value is None else str(value)
+            literal.append("{")
+        elif token == "}}":
+            literal.append("}")
+        elif match.group(1) is None:
+            literal.append(token)  # a stray brace stays as written (the checker reports it)
+        else:
+            pieces.append("".join(literal))
+            pieces.append(tuple(match.group(1).split(".")))
+            literal = []
+    literal.append(template[last:])
+    if not pieces:
+        return "".join(literal)
+    pieces.append("".join(literal))
+    return tuple(pieces)
 
-    return _PLACEHOLDER.sub(replace, template)
+
+def render(template: str, values: Mapping[str, Any]) -> str:
+    """Fill placeholders; missing values render as empty text (the checker prevents unknown names)."""
+    compiled = _compile(template)
+    if type(compiled) is str:
+        return compiled
+    out = []
+    for piece in compiled:
+        if type(piece) is str:
+            out.append(piece)
+        else:
+            value = _lookup_parts(values, piece)  # type: ignore[arg-type]
+            if value is not None:
+                out.append(str(value))
+    return "".join(out)
+
+
+_WHOLE = re.compile(r"\{([a-z_][a-z0-9_.]*)\}")
 
 
 def render_value(value: Any, values: Mapping[str, Any]) -> Any:
     """Render a `set:`/`with:` value: a string that is exactly one placeholder keeps its type."""
     if isinstance(value, str):
-        whole = re.fullmatch(r"\{([a-z_][a-z0-9_.]*)\}", value)
+        whole = _WHOLE.fullmatch(value)
         if whole:
             return lookup(values, whole.group(1))
         return render(value, values)

@@ -73,5 +73,5 @@ class FlowGraph:
         if trigger is None:
             return state
         self._machine.set_state(state, model=self._cursor)
-        self._cursor.trigger(trigger)  # type: ignore[attr-defined]
+        self._machine.events[trigger].trigger(self._cursor)
         return self._cursor.state

@@ -40,6 +40,8 @@ class Texts:
     def __init__(self, project: Project) -> None:
         self.project = project
         self.default_locale = project.bot.default_locale if project.bot else "en"
+        # (text, locale) -> the string to render; the project does not change while it runs.
+        self._resolved: dict[tuple[str, str], str] = {}
 
     def locale_for(self, language: str | None) -> str:
         if language and language in self.project.locales:
@@ -47,6 +49,13 @@ class Texts:
         return self.default_locale
 
     def raw(self, text: Text, locale: str) -> str:
+        key = (text.raw, locale)
+        found = self._resolved.get(key)
+        if found is None:
+            found = self._resolved[key] = self._lookup(text, locale)
+        return found
+
+    def _lookup(self, text: Text, locale: str) -> str:
         if not text.is_key:
             return text.raw
         for candidate in (locale, self.default_locale):
