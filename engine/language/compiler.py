@@ -53,13 +53,33 @@ class _FileCompiler:
         if isinstance(value, str):
             return Reaction(position, to=self.ref(value), to_position=position)
         to = value.get("to")
+        values = dict(value.get("set", {}))
         return Reaction(
             position,
             to=self.ref(to) if to else None,
             say=self.text(value["say"], path + ("say",)) if "say" in value else None,
-            set=dict(value.get("set", {})),
+            set=values,
             to_position=self.source.pos(path + ("to",)) if to else None,
+            set_positions={name: self.source.pos(path + ("set", name)) for name in values},
+            set_key_positions={name: self.source.key_pos(path + ("set", name)) for name in values},
         )
+
+    def subtree_positions(self, value: Any, path: PathKey) -> dict[tuple[Any, ...], Position]:
+        """Positions of everything inside `value` (found at `path`), keyed relative to it."""
+        positions = self.source.positions
+        found: dict[tuple[Any, ...], Position] = {}
+        stack: list[tuple[Any, tuple[Any, ...]]] = [(value, ())]
+        while stack:
+            item, relative = stack.pop()
+            if (where := positions.get(path + relative)) is not None:
+                found[relative] = where
+            if relative and (where := positions.get(("@key",) + path + relative)) is not None:
+                found[("@key",) + relative] = where
+            if isinstance(item, dict):
+                stack.extend((child, relative + (key,)) for key, child in item.items())
+            elif isinstance(item, list):
+                stack.extend((child, relative + (index,)) for index, child in enumerate(item))
+        return found
 
     def ref(self, value: str) -> str:
         return qualify(self.flow, value) if self.flow else value
@@ -74,6 +94,7 @@ class _FileCompiler:
             condition=value.get("if"),
             row=row,
             column=column,
+            condition_position=self.source.pos(path + ("if",)) if "if" in value else None,
         )
 
     def input_handler(self, kind: str, value: Any, path: PathKey) -> InputHandler:
@@ -84,7 +105,11 @@ class _FileCompiler:
                 kind,
                 self.reaction({k: v for k, v in value.items() if k in ("to", "say", "set")}, path),
                 position,
-                validation=TextValidation(**validate) if validate else None,
+                validation=TextValidation(
+                    **validate,
+                    position=self.source.pos(path + ("validate",)),
+                    pattern_position=self.source.pos(path + ("validate", "pattern")) if "pattern" in validate else None,
+                ) if validate else None,
                 invalid=self.reaction(value["invalid"], path + ("invalid",)) if "invalid" in value else None,
             )
         return InputHandler(kind, self.reaction(value, path), position)
@@ -112,6 +137,7 @@ class _FileCompiler:
                 page_size=spec.get("page_size", 8),
                 position=self.source.key_pos(lpath),
                 action_position=self.source.pos(lpath + ("from",)),
+                param_positions=self.subtree_positions(spec.get("with", {}), lpath + ("with",)),
             )
         for kind, handler in value.get("on", {}).items():
             state.inputs[kind] = self.input_handler(kind, handler, path + ("on", kind))
@@ -129,6 +155,7 @@ class _FileCompiler:
                 params_position=self.source.pos(path + ("with",) if "with" in value else path + ("do",)),
                 charge=value.get("charge"),
                 charge_position=self.source.pos(path + ("charge",)) if "charge" in value else None,
+                param_positions=self.subtree_positions(value.get("with", {}), path + ("with",)),
             )
         return state
 
@@ -182,6 +209,8 @@ def compile_bot(source: SourceFile) -> Bot:
         commands=commands,
         handlers=handlers,
         position=source.pos(("bot",)),
+        default_locale_position=source.pos(("default_locale",)),
+        commands_position=source.key_pos(("commands",)),
     )
 
 

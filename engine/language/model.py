@@ -65,6 +65,9 @@ class Reaction:
     set: dict[str, Any] = field(default_factory=dict)
     # Where `to` was written, for findings about the target.
     to_position: Position | None = None
+    # Where each `set:` value (and its key) was written, for findings about variables.
+    set_positions: dict[str, Position] = field(default_factory=dict)
+    set_key_positions: dict[str, Position] = field(default_factory=dict)
 
 
 @dataclass
@@ -76,6 +79,7 @@ class Button:
     condition: str | None = None  # an `if:` expression; the button is hidden when false
     row: int = 0
     column: int = 0
+    condition_position: Position | None = None  # where `if:` was written
 
 
 @dataclass
@@ -89,6 +93,8 @@ class ButtonList:
     page_size: int
     position: Position
     action_position: Position
+    # Positions inside `with:`, keyed like SourceFile.positions relative to `with:`.
+    param_positions: dict[tuple[Any, ...], Position] = field(default_factory=dict)
 
 
 @dataclass
@@ -96,6 +102,8 @@ class TextValidation:
     min_length: int | None = None
     max_length: int | None = None
     pattern: str | None = None
+    position: Position | None = None  # where `validate:` was written
+    pattern_position: Position | None = None
 
 
 @dataclass
@@ -120,6 +128,8 @@ class Action:
     params_position: Position
     charge: str | int | None = None
     charge_position: Position | None = None
+    # Positions inside `with:`, keyed like SourceFile.positions relative to `with:`.
+    param_positions: dict[tuple[Any, ...], Position] = field(default_factory=dict)
 
 
 @dataclass
@@ -180,6 +190,8 @@ class Bot:
     commands: dict[str, Command]
     handlers: dict[str, InputHandler]  # bot-wide handlers for payment kinds
     position: Position
+    default_locale_position: Position | None = None
+    commands_position: Position | None = None  # the `commands:` key
 
 
 @dataclass

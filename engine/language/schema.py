@@ -17,6 +17,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
+from engine.language.fastschema import UnsupportedSchema, compile_schema
 from engine.language.findings import Finding, error
 from engine.language.source import SourceFile
 
@@ -32,6 +33,15 @@ def load_schema() -> dict[str, Any]:
 def _validator(kind: str) -> Draft202012Validator:
     schema = load_schema()
     return Draft202012Validator({"$ref": f"#/$defs/{kind}File", "$defs": schema["$defs"]})
+
+
+@lru_cache(maxsize=None)
+def _fast_check(kind: str):
+    """A compiled yes/no validator (see fastschema), or None when the schema uses what it does not know."""
+    try:
+        return compile_schema({"$ref": f"#/$defs/{kind}File"}, root=load_schema())
+    except (UnsupportedSchema, re.error, KeyError):
+        return None
 
 
 def file_kind(data: Any) -> str | None:
@@ -53,6 +63,12 @@ def validate_file(source: SourceFile) -> list[Finding]:
                 "a flowgram file starts with one of the keys 'bot:', 'flow:' or 'locale:'",
             )
         ]
+    fast = _fast_check(kind)
+    try:
+        if fast is not None and fast(source.data):
+            return []  # valid: skip jsonschema, which is only needed to explain problems
+    except RecursionError:
+        pass
     findings: list[Finding] = []
     seen: set[tuple[Any, ...]] = set()
     for problem in sorted(_validator(kind).iter_errors(source.data), key=lambda e: list(map(str, e.absolute_path))):

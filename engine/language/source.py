@@ -42,6 +42,15 @@ for _first in "tTfF":
         0, ("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"))
     )
 
+if getattr(yaml, "__with_libyaml__", False):
+    class _FlowCLoader(yaml.CSafeLoader):  # type: ignore[name-defined,misc]
+        """libyaml's parser (3x faster, same node marks) with FlowLoader's resolvers."""
+
+    _FlowCLoader.yaml_implicit_resolvers = FlowLoader.yaml_implicit_resolvers
+    COMPOSER: type = _FlowCLoader
+else:  # pragma: no cover - PyYAML built without libyaml
+    COMPOSER = FlowLoader
+
 
 @dataclass
 class SourceFile:
@@ -76,6 +85,8 @@ class _Converter:
     def convert(self, node: yaml.Node, path: PathKey) -> Any:
         self.positions[path] = self.mark(node)
         if isinstance(node, yaml.ScalarNode):
+            if node.tag == "tag:yaml.org,2002:str":
+                return node.value  # what SafeConstructor would build, without its bookkeeping
             return self._scalars.construct_object(node, deep=True)
         if id(node) in self._active:  # an alias that contains itself
             self.findings.append(error(self.mark(node), "yaml-syntax", "recursive YAML alias"))
@@ -112,7 +123,7 @@ def parse_yaml(text: str, path: str) -> tuple[SourceFile | None, list[Finding]]:
     """Parse one YAML document; return it with positions, or findings saying why not."""
     start = Position(path, 1, 1)
     try:
-        nodes = list(yaml.compose_all(text, Loader=FlowLoader))
+        nodes = list(yaml.compose_all(text, Loader=COMPOSER))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = Position(path, mark.line + 1, mark.column + 1) if mark else start
