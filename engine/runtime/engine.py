@@ -15,6 +15,7 @@ import re
 from typing import Any, Callable, Mapping
 
 from aiogram import Bot
+from aiogram.exceptions import TelegramForbiddenError
 from aiogram.types import Message
 
 from engine.actions.context import ActionContext
@@ -69,6 +70,7 @@ class FlowEngine:
         outbox = Outbox(bot, event.chat_id, event.callback)
         conversation = await self._load(event)
         locale = conversation.locale or self.texts.default_locale
+        unreachable = False
         try:
             await self._dispatch(conversation, event, outbox)
             await self.storage.save_conversation(conversation, done_update_id=event.update_id)
@@ -76,6 +78,13 @@ class FlowEngine:
             log.error("conversation %s/%s was changed by another instance; this update's state change is dropped",
                       event.chat_id, event.user_id)
             await self.storage.inbox_done(event.update_id)
+        except TelegramForbiddenError as exc:
+            # The user blocked the bot (or is gone): nothing can reach them, so no apology and no guard notice.
+            unreachable = True
+            log.warning("update %s: chat %s cannot be written to (%s); its state change is dropped",
+                        event.update_id, event.chat_id, exc.message)
+            await self.storage.inbox_done(event.update_id)
+            await outbox.answer_callback()
         except Exception:
             code = correlation_id.get()
             log.exception("update %s failed in state %s", event.update_id, conversation.state)
@@ -83,7 +92,8 @@ class FlowEngine:
             await outbox.answer_callback()
             await self._apologize(event, outbox, locale, code)
         finally:
-            await self._guard(event, outbox, locale)
+            if not unreachable:
+                await self._guard(event, outbox, locale)
 
     async def _apologize(self, event: InputEvent, outbox: Outbox, locale: str, code: str) -> None:
         """Say sorry with the reference code, carrying the buttons of the state the user is still in."""
@@ -269,7 +279,14 @@ class FlowEngine:
             await self._enter(conversation, target, outbox, event, edit=edit)
 
     async def _enter(self, conversation: Conversation, name: str, outbox: Outbox, event: InputEvent | None,
-                     *, edit: Message | None = None) -> None:
+                     *, edit: Message | None = None, cause: str | None = None) -> None:
+        """Enter `name` and follow action outcomes until a state waits for the user.
+
+        `cause` names what triggered this (an update or a job): a charge is idempotent per cause
+        and state, so a replay of the same update never charges twice, and each job delivery that
+        leads into a paid step is charged as its own attempt.
+        """
+        cause = cause or (f"u{event.update_id}" if event is not None else "internal")
         for _ in range(MAX_HOPS):
             conversation.state = name
             state = self.states[name]
@@ -280,12 +297,14 @@ class FlowEngine:
             if state.say is not None or state.media is not None:
                 await self._show(conversation, self._screen(conversation, state, event), outbox, edit=edit)
                 edit = None
-            result = await self._run_action(conversation, state, outbox, event)
+            result = await self._run_action(conversation, state, outbox, event, cause)
             if result.outcome is None:
                 return  # a durable job reports the outcome later: see deliver()
             following = await self._outcome(conversation, state, result.outcome, outbox, event)
             if following is None:
                 return
+            if state.action is not None and state.action.outcomes[result.outcome].say is not None:
+                edit = None  # the outcome spoke: the next screen goes below it, not into the old message
             name = following
         raise RuntimeError(f"more than {MAX_HOPS} action states in a row from {conversation.state}: a loop")
 
@@ -333,12 +352,12 @@ class FlowEngine:
             conversation.state = delivery.state
             following = await self._outcome(conversation, state, delivery.outcome, outbox, None)
             if following is not None:
-                await self._enter(conversation, following, outbox, None)
+                await self._enter(conversation, following, outbox, None, cause=f"job{delivery.job_id}")
         await self.storage.save_conversation(conversation)
 
     # ---------------------------------------------------------------- actions
     async def _run_action(self, conversation: Conversation, state: State, outbox: Outbox,
-                          event: InputEvent | None) -> ActionResult:
+                          event: InputEvent | None, cause: str) -> ActionResult:
         action = state.action
         assert action is not None
         spec = self.registry.get(action.name)
@@ -351,7 +370,7 @@ class FlowEngine:
             if self.wallet is None:
                 raise ChargeUnavailable(f"{state.name} charges credits but no wallet is configured")
             amount = int(render_value(action.charge, values) or 0)
-            key = f"{conversation.chat_id}:{conversation.user_id}:{event.update_id if event else 'job'}:{state.name}"
+            key = f"{conversation.chat_id}:{conversation.user_id}:{cause}:{state.name}"
             hold = await self.wallet.hold(conversation.user_id, amount, key)
             if hold is None:
                 balance = await self.wallet.balance(conversation.user_id)
