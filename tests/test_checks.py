@@ -205,10 +205,10 @@ def test_matrix_rules_read_like_the_resolution_order():
     rows = silence_matrix(project, load_registry()).rows
     cell = {c.kind: c for c in rows["main.ask_name"]}
     assert cell["text"].rule == "state on.text -> main.greet; invalid: state on.text.invalid: say main.bad_name"
-    assert cell["command"].rule.endswith("/skip: state on./skip -> main.menu")
+    assert cell["command"].rule.endswith("/skip: state on./skip -> main.home")
     assert cell["command"].short == "fb+1"
     menu = {c.kind: c for c in rows["main.menu"]}
-    assert menu["photo"].rule == "flow default (main): say common.use_buttons -> main.menu"
+    assert menu["photo"].rule == "flow default (main): say common.use_buttons -> main.home"
     assert menu["photo"].position is not None and menu["photo"].position.file.endswith("main.yaml")
     assert {c.kind: c for c in rows["generate.run"]}["button"].rule == "n/a: no buttons"
     assert menu["stale_button"].rule.startswith("engine:")

@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 
 async def _generate(context: ActionContext, params: dict[str, Any]) -> ActionResult:
-    log.error("[%s] kie.generate is not available in this build", context.correlation_id)
+    log.error("kie.generate is not available in this build")  # the log line carries the correlation id
     return ActionResult("failed", outputs={"error": "generation is not available yet"})
 
 

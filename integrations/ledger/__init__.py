@@ -1,0 +1,1 @@
+"""The balance ledger as flow actions: show a balance, grant credits once."""
