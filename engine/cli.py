@@ -11,7 +11,7 @@ import json
 import sys
 from typing import Sequence
 
-from engine.language import Finding, Severity, load_project
+from engine.language import Finding, Severity
 from engine.language.project import PathError
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
@@ -24,19 +24,17 @@ class UsageError(Exception):
 def _load_checked(paths: Sequence[str]):
     """Load, validate and check; returns (project, registry, findings)."""
     from engine.actions.registry import load_registry
-    from engine.checks import check_project
+    from engine.checks import check_paths
 
     try:
         registry = load_registry()
     except Exception as exc:  # a broken plugin must not look like a broken flow
         raise UsageError(f"cannot load installed actions: {exc}") from exc
     try:
-        project, findings = load_project(paths)
+        project, findings = check_paths(paths, registry)
     except PathError as exc:
         raise UsageError(str(exc)) from exc
-    if not any(f.severity is Severity.ERROR for f in findings):
-        findings = findings + check_project(project, registry)
-    return project, registry, sorted(set(findings))
+    return project, registry, findings
 
 
 def _github_escape(value: str) -> str:

@@ -12,12 +12,13 @@ import json
 import re
 from functools import lru_cache
 from importlib import resources
-from typing import Any
+from typing import Any, Callable
+
+import jsonschema_rs
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
-from engine.language.fastschema import UnsupportedSchema, compile_schema
 from engine.language.findings import Finding, error
 from engine.language.source import SourceFile
 
@@ -36,12 +37,16 @@ def _validator(kind: str) -> Draft202012Validator:
 
 
 @lru_cache(maxsize=None)
-def _fast_check(kind: str):
-    """A compiled yes/no validator (see fastschema), or None when the schema uses what it does not know."""
-    try:
-        return compile_schema({"$ref": f"#/$defs/{kind}File"}, root=load_schema())
-    except (UnsupportedSchema, re.error, KeyError):
-        return None
+def _fast_check(kind: str) -> Callable[[Any], bool]:
+    """A yes/no validity check from jsonschema-rs, about 100x faster than jsonschema.
+
+    Nearly every file is valid, so jsonschema (whose errors we turn into precise
+    messages) only runs for files this says are invalid.
+    """
+    schema = load_schema()
+    return jsonschema_rs.validator_for(
+        {"$schema": schema["$schema"], "$ref": f"#/$defs/{kind}File", "$defs": schema["$defs"]}
+    ).is_valid
 
 
 def file_kind(data: Any) -> str | None:
@@ -63,12 +68,8 @@ def validate_file(source: SourceFile) -> list[Finding]:
                 "a flowgram file starts with one of the keys 'bot:', 'flow:' or 'locale:'",
             )
         ]
-    fast = _fast_check(kind)
-    try:
-        if fast is not None and fast(source.data):
-            return []  # valid: skip jsonschema, which is only needed to explain problems
-    except RecursionError:
-        pass
+    if _fast_check(kind)(source.data):
+        return []  # valid: skip jsonschema, which is only needed to explain problems
     findings: list[Finding] = []
     seen: set[tuple[Any, ...]] = set()
     for problem in sorted(_validator(kind).iter_errors(source.data), key=lambda e: list(map(str, e.absolute_path))):

@@ -18,7 +18,7 @@ import os
 from typing import Any, Sequence
 
 from engine.actions.registry import ActionRegistry, load_registry
-from engine.language import Severity, load_project
+from engine.language import Severity
 from engine.language.model import Project
 from engine.runtime.app import BotRuntime
 from engine.runtime.wallet import Wallet
@@ -32,11 +32,10 @@ class FlowsInvalid(Exception):
 
 
 def load_checked(paths: Sequence[str | os.PathLike[str]], registry: ActionRegistry) -> Project:
-    from engine.checks import check_project
+    """The project at `paths`, or FlowsInvalid listing every error `flowgram check` would report."""
+    from engine.checks import check_paths
 
-    project, findings = load_project(paths)
-    if not any(f.severity is Severity.ERROR for f in findings):
-        findings += check_project(project, registry)
+    project, findings = check_paths(paths, registry)
     errors = [str(f) for f in findings if f.severity is Severity.ERROR]
     if errors:
         raise FlowsInvalid("the flows have errors:\n" + "\n".join(errors))
