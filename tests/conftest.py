@@ -10,6 +10,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "postgres: needs a PostgreSQL server (see tests/postgres.py)"
     )
+    config.addinivalue_line(
+        "markers", "slow: a long but bounded test; runs in the normal suite and CI (deselect: -m 'not slow')"
+    )
 
 
 # ---------------------------------------------------------------------- storage

@@ -331,3 +331,81 @@ async def test_two_instances_cannot_silently_overwrite_a_conversation(bot_dir, g
         assert any("changed by another instance" in r.getMessage() for r in caplog.records)
         await bot.session.close()
         await storage.close()
+
+
+# ------------------------------------------------- found by tests/test_reliability.py
+
+
+@pytest.fixture
+async def memory_bot(bot_dir, gate):
+    async with BotUnderTest([bot_dir], registry=_registry(gate)) as running:
+        yield running
+
+
+async def test_a_nul_character_in_an_update_does_not_stop_the_bot(bot):
+    """Storage cannot hold U+0000: the inbox refused such an update and the polling loop died with it."""
+    user = bot.user()
+    await user.send_command("start")
+    await user.wait_reply()
+    await user.click("Echo")
+    await user.wait_edit()
+    await user.send_text("a\x00b")
+    assert (await user.wait_reply()).text == "echo: a\ufffdb"
+    query = await user.click_data("forged\x00data")
+    assert "out of date" in (await user.wait_callback_answer(query)).text
+    await user.wait_reply()
+    await user.send_text("still here")
+    assert (await user.wait_reply()).text == "echo: still here"
+
+
+async def test_an_update_of_a_type_aiogram_does_not_know_is_recorded_and_skipped(bot, caplog):
+    """Logging its type raised UpdateTypeLookupError: never marked done, so replayed after every restart."""
+    caplog.set_level(logging.ERROR)
+    user = bot.user()
+    await user.send_command("start")
+    await user.wait_reply()
+    bot.telegram.inject_update({"update_kind_from_the_future": {"x": 1}})
+    bot.telegram.inject_update({})
+    await bot.settle()
+    assert await bot.storage.inbox_pending() == []
+    assert not caplog.records
+    await user.send_command("start")
+    assert (await user.wait_reply()).text == "Menu"
+
+
+async def test_a_command_ends_at_any_whitespace(memory_bot):
+    """Telegram's bot_command entity ends at a newline or tab too: "/help\\nplease" is /help."""
+    user = memory_bot.user()
+    await user.send_command("start")
+    await user.wait_reply()
+    for text in ("/help\nplease", "/help\tplease"):
+        await user.click("Echo")
+        await user.wait_edit()
+        await user.send_command(text)
+        assert [m.text for m in await user.wait_replies(2)] == ["Help text", "Menu"]
+
+
+async def test_callback_data_with_a_trailing_newline_is_not_ours(memory_bot):
+    user = memory_bot.user()
+    await user.send_command("start")
+    menu = await user.wait_reply()
+    query = await user.click_data(menu.button("Echo").callback_data + "\n", message=menu)
+    assert "out of date" in (await user.wait_callback_answer(query)).text
+    assert (await user.wait_reply()).text == "Menu"
+
+
+async def test_a_press_from_a_user_who_blocked_the_bot_is_not_an_error(memory_bot, caplog):
+    """Nothing can reach a user who blocked the bot: one refused call, no apology, no guard notice, no error."""
+    caplog.set_level(logging.WARNING)
+    user = memory_bot.user()
+    await user.send_command("start")
+    menu = await user.wait_reply()
+    await user.block()
+    query = await user.click("Echo", message=menu)
+    await user.wait_callback_answer(query)  # answering the query still works
+    await memory_bot.settle()
+    assert [(c.method, c.error_code) for c in memory_bot.telegram.errors()] == [("editMessageText", 403)]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    await user.unblock()
+    await user.click("Echo", message=menu)  # the menu is still the current screen: the press was dropped
+    assert (await user.wait_edit(menu)).text == "Send me text"

@@ -51,7 +51,7 @@ def decode(data: str | None) -> CallbackRef | None:
     """The parsed reference, or None for data this runtime never produced."""
     if not data:
         return None
-    match = _PATTERN.match(data)
+    match = _PATTERN.fullmatch(data)  # not match: `$` would also accept a trailing newline
     if match is None:
         return None
     return CallbackRef(*match.groups())

@@ -20,6 +20,7 @@ from aiogram import Bot, Dispatcher
 from aiogram.exceptions import TelegramConflictError, TelegramNetworkError, TelegramServerError, TelegramUnauthorizedError
 from aiogram.methods import TelegramMethod
 from aiogram.types import Update
+from aiogram.types.update import UpdateTypeLookupError
 from pydantic import ValidationError
 from aiogram.utils.backoff import Backoff, BackoffConfig
 
@@ -129,6 +130,7 @@ class BotRuntime:
         if not isinstance(update_id, int) or isinstance(update_id, bool):
             log.error("Telegram sent an update without an update_id, skipped: %.200r", raw)
             return 0
+        raw = _without_nul(raw)  # storage cannot hold U+0000: a NUL in a text or callback data would stop polling
         try:
             update = Update.model_validate(raw, context={"bot": self.bot})
         except ValidationError as exc:
@@ -184,6 +186,7 @@ class BotRuntime:
                 elif event.pre_checkout is not None:
                     await self.bot.answer_pre_checkout_query(event.pre_checkout.id, ok=False, error_message=notice)
                 elif key not in self._told_to_slow_down:
+                    self._told_to_slow_down.add(key)  # before the await: the burst's next overflow must see it
                     await self.bot.send_message(event.chat_id, notice)
                 self._told_to_slow_down.add(key)
         except Exception:
@@ -214,7 +217,7 @@ class BotRuntime:
         try:
             if classify(update) is None:
                 log.warning("update %s has no user to answer (%s); recorded and skipped",
-                            update.update_id, update.event_type)
+                            update.update_id, _kind_of(update))
                 await self.storage.inbox_done(update.update_id)
                 return
             await self.dispatcher.feed_update(self.bot, update)
@@ -279,6 +282,25 @@ class BotRuntime:
     async def close(self) -> None:
         await self.settle()
         await self.queue.close()
+
+
+def _kind_of(update: Update) -> str:
+    """The update's type for a log line; aiogram raises for a type newer than it knows."""
+    try:
+        return update.event_type
+    except UpdateTypeLookupError:
+        return ", ".join(update.model_extra or {}) or "empty"
+
+
+def _without_nul(value: Any) -> Any:
+    """`value` with each NUL character in its strings replaced by U+FFFD."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd") if "\x00" in value else value
+    if isinstance(value, dict):
+        return {_without_nul(key): _without_nul(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(item) for item in value]
+    return value
 
 
 def _chat_of(raw: dict[str, Any]) -> int | None:

@@ -104,9 +104,9 @@ def classify_message(update_id: int, message: Message) -> InputEvent:
     elif message.text is not None:
         event.text = message.text
         if message.text.startswith("/") and len(message.text) > 1:
-            head, _, args = message.text.partition(" ")
+            head, *rest = message.text.split(maxsplit=1)  # any whitespace ends a command: "/start\nref"
             name = head.split("@", 1)[0].lower()
-            event.kind, event.command, event.args = "command", name, args.strip()
+            event.kind, event.command, event.args = "command", name, rest[0].strip() if rest else ""
         else:
             event.kind = "text"
     elif message.animation is not None:
