@@ -32,6 +32,7 @@ from engine.runtime.engine import FlowEngine
 from engine.runtime.events import ALLOWED_UPDATES, classify
 from engine.runtime.jobs import Delivery, JobRunner
 from engine.runtime.ordering import KeyedSerializer
+from engine.runtime.responses import install as keep_response_models
 from engine.runtime.retry import install as install_retry
 from engine.runtime.router import build_router
 from engine.runtime.texts import Texts
@@ -98,7 +99,7 @@ class BotRuntime:
         job_retry_base: float = 5.0,
     ) -> None:
         install_record_factory()
-        self.bot = install_retry(bot)
+        self.bot = install_retry(keep_response_models(bot))
         self.storage = storage
         self.engine = FlowEngine(project, registry, storage, wallet=wallet if wallet is not None else StorageWallet(storage))
         self.texts = Texts(project)
