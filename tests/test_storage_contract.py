@@ -283,6 +283,30 @@ async def test_inbox_pending_survives_reopen(storage, storage_url):
         await store.close()
 
 
+async def test_inbox_add_many_records_a_batch_and_flags_each_update(storage):
+    assert await storage.inbox_add_many([]) == []
+    await storage.inbox_add(2, {"n": "before"})
+    await storage.inbox_done(4)  # done without ever being recorded: deduplicated too
+    flags = await storage.inbox_add_many(
+        [(1, {"n": 1}), (2, {"n": "again"}), (3, {"text": "hi 👋"}), (3, {"n": "repeat"}), (4, {}), (5, {})]
+    )
+    assert flags == [True, False, True, False, False, True]
+    pending = await storage.inbox_pending()  # oldest first: 2 was recorded before the batch
+    assert [(i.update_id, i.payload) for i in pending] == [
+        (2, {"n": "before"}), (1, {"n": 1}), (3, {"text": "hi 👋"}), (5, {})]
+    assert await storage.inbox_add(5, {}) is False
+    assert await storage.inbox_add_many([(1, {}), (6, {"n": 6})]) == [False, True]
+
+
+async def test_inbox_add_many_is_all_or_nothing(storage):
+    with pytest.raises(ValueError, match="NUL"):
+        await storage.inbox_add_many([(1, {"n": 1}), (2, {"text": "a\x00b"})])
+    with pytest.raises(TypeError):
+        await storage.inbox_add_many([(1, {"n": 1}), (2, {"when": now()})])
+    assert await storage.inbox_pending() == []
+    assert await storage.inbox_add_many([(1, {"n": 1})]) == [True]
+
+
 async def test_save_marks_inbox_done_in_same_transaction(storage):
     await storage.inbox_add(7, {"u": 7})
     await storage.inbox_add(8, {"u": 8})

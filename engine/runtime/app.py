@@ -140,10 +140,50 @@ class BotRuntime:
         await self.accept(update, raw)
         return update_id + 1
 
+    async def accept_batch(self, raws: list[Any]) -> int:
+        """Accept a getUpdates batch; returns the offset that confirms it (0: nothing to confirm).
+
+        The same as `accept_raw` for each update in order, but the whole batch goes into the
+        inbox in one storage call (one round trip, one commit) before anything is queued.
+        """
+        offset = 0
+        read: list[tuple[int, Any, Update | None, ValidationError | None]] = []
+        for raw in raws:
+            update_id = raw.get("update_id") if isinstance(raw, dict) else None
+            if not isinstance(update_id, int) or isinstance(update_id, bool):
+                log.error("Telegram sent an update without an update_id, skipped: %.200r", raw)
+                continue
+            offset = max(offset, update_id + 1)
+            try:
+                read.append((update_id, raw, Update.model_validate(raw, context={"bot": self.bot}), None))
+            except ValidationError as exc:
+                read.append((update_id, raw, None, exc))
+        if not read:
+            return offset
+        try:
+            fresh = await self.storage.inbox_add_many(
+                [(update_id, raw if update is not None else {"unreadable": raw}) for update_id, raw, update, _ in read])
+        except ValueError:  # a payload storage cannot hold as it is: one update at a time, as accept_raw does
+            for raw in raws:
+                offset = max(offset, await self.accept_raw(raw))
+            return offset
+        for (update_id, raw, update, error), new in zip(read, fresh):
+            if not new:
+                log.info("update %s was already received; ignoring the duplicate", update_id)
+            elif update is None:
+                assert error is not None
+                await self._answer_unreadable(update_id, raw, error)
+            else:
+                self._enqueue(update)
+        return offset
+
     async def _unreadable(self, update_id: int, raw: dict[str, Any], error: ValidationError) -> None:
         """Record an update we cannot parse and, if it names a chat, say so to the user."""
         if not await self.storage.inbox_add(update_id, {"unreadable": raw}):
             return
+        await self._answer_unreadable(update_id, raw, error)
+
+    async def _answer_unreadable(self, update_id: int, raw: dict[str, Any], error: ValidationError) -> None:
         log.error("update %s cannot be read (%d validation error(s), first: %s); recorded, answering if possible",
                   update_id, error.error_count(), error.errors()[0].get("msg") if error.errors() else "?")
         chat_id = _chat_of(raw)
@@ -266,8 +306,8 @@ class BotRuntime:
                     await backoff.asleep()
                     continue
                 backoff.reset()
-                for raw in updates:
-                    offset = max(offset or 0, await self.accept_raw(raw))
+                if updates:
+                    offset = max(offset or 0, await self.accept_batch(updates))
         finally:
             stopping.cancel()
             # A job cut short keeps its lease in storage and runs again after it expires.

@@ -154,6 +154,14 @@ class Storage(Protocol):
         """Record an incoming update; ``False`` when this update_id was already recorded."""
         ...
 
+    async def inbox_add_many(self, items: Sequence[tuple[int, dict]]) -> list[bool]:
+        """Record a batch of incoming updates (``(update_id, payload)`` pairs) in one transaction.
+
+        Returns one flag per item, in order: ``True`` when newly recorded, ``False`` when the
+        update_id was already recorded (before, or earlier in the same batch). All or nothing:
+        a payload that cannot be stored raises before anything is written. ``[]`` for ``[]``."""
+        ...
+
     async def inbox_done(self, update_id: int) -> None: ...
 
     async def inbox_pending(self, limit: int = 100) -> list[InboxItem]:

@@ -354,6 +354,19 @@ class PostgresStorage:
         )
         return status.endswith(" 1")  # "INSERT 0 1" vs "INSERT 0 0"
 
+    async def inbox_add_many(self, items: Sequence[tuple[int, dict]]) -> list[bool]:
+        ids = [update_id for update_id, _ in items]
+        payloads = [dumps(payload, "inbox payload") for _, payload in items]
+        if not ids:
+            return []
+        rows = await self._query("fetch", _INBOX_ADD_MANY, ids, payloads)
+        added = {row[0] for row in rows}
+        flags = []
+        for update_id in ids:  # a repeat within the batch is a duplicate of its first occurrence
+            flags.append(update_id in added)
+            added.discard(update_id)
+        return flags
+
     async def inbox_done(self, update_id: int) -> None:
         await self._query(
             "execute",
@@ -529,6 +542,14 @@ class PostgresStorage:
 
 
 # ---------------------------------------------------------------------- SQL
+
+# A getUpdates batch in one statement (one round trip, one commit). WITH ORDINALITY keeps
+# the batch order, so of two rows with the same update_id the first is the one stored.
+_INBOX_ADD_MANY = (
+    "INSERT INTO inbox (update_id, payload)"
+    " SELECT u, p::jsonb FROM unnest($1::bigint[], $2::text[]) WITH ORDINALITY AS t(u, p, n) ORDER BY n"
+    " ON CONFLICT (update_id) DO NOTHING RETURNING update_id"
+)
 
 # Inbox "done" as an upsert: an update_id never recorded is recorded as done.
 _DONE_CTE = (

@@ -316,6 +316,12 @@ class SQLiteStorage:
         text = dumps(payload, "inbox payload")
         return await self._run(_inbox_add, update_id, text)
 
+    async def inbox_add_many(self, items: Sequence[tuple[int, dict]]) -> list[bool]:
+        rows = [(update_id, dumps(payload, "inbox payload")) for update_id, payload in items]
+        if not rows:
+            return []
+        return await self._run(_inbox_add_many, rows)
+
     async def inbox_done(self, update_id: int) -> None:
         await self._run(_inbox_done, update_id)
 
@@ -478,13 +484,26 @@ def _save_conversation(
         raise
 
 
+_INBOX_ADD = (
+    "INSERT INTO inbox (update_id, payload, received_at) VALUES (?, ?, ?)"
+    " ON CONFLICT (update_id) DO NOTHING"
+)
+
+
 def _inbox_add(conn: sqlite3.Connection, update_id: int, payload: str) -> bool:
-    cur = conn.execute(
-        "INSERT INTO inbox (update_id, payload, received_at) VALUES (?, ?, ?)"
-        " ON CONFLICT (update_id) DO NOTHING",
-        (update_id, payload, _ts(_now())),
-    )
-    return cur.rowcount == 1
+    return conn.execute(_INBOX_ADD, (update_id, payload, _ts(_now()))).rowcount == 1
+
+
+def _inbox_add_many(conn: sqlite3.Connection, rows: list[tuple[int, str]]) -> list[bool]:
+    now = _ts(_now())
+    conn.execute("BEGIN IMMEDIATE")  # one commit for the batch
+    try:
+        added = [conn.execute(_INBOX_ADD, (update_id, payload, now)).rowcount == 1 for update_id, payload in rows]
+        conn.execute("COMMIT")
+        return added
+    except BaseException:
+        SQLiteStorage._rollback(conn)
+        raise
 
 
 def _inbox_done(conn: sqlite3.Connection, update_id: int) -> None:
