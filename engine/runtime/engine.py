@@ -26,6 +26,7 @@ from engine.language.conditions import evaluate
 from engine.language.model import Project, Reaction, State, TextValidation
 from engine.language.resolution import resolve, resolve_invalid_text
 from engine.language.templates import render_value
+from engine.runtime.conversations import ConversationCache
 from engine.runtime.correlation import correlation_id
 from engine.runtime.events import InputEvent
 from engine.runtime.jobs import CONVERSATION, Delivery
@@ -55,6 +56,8 @@ class FlowEngine:
         self.project = project
         self.registry = registry
         self.storage = storage
+        # Conversations are read through this (it skips re-reading what this process just saved).
+        self.conversations = ConversationCache(storage)
         self.wallet = wallet
         self.texts = Texts(project)
         self.graph = FlowGraph(project)
@@ -73,7 +76,7 @@ class FlowEngine:
         unreachable = False
         try:
             await self._dispatch(conversation, event, outbox)
-            await self.storage.save_conversation(conversation, done_update_id=event.update_id)
+            await self.conversations.save(conversation, done_update_id=event.update_id)
         except ConflictError:
             log.error("conversation %s/%s was changed by another instance; this update's state change is dropped",
                       event.chat_id, event.user_id)
@@ -110,7 +113,7 @@ class FlowEngine:
             try:
                 saved.screen = {**(saved.screen or {}), "state": saved.state,
                                 "message_ids": [*(saved.screen or {}).get("message_ids", []), message.message_id][-10:]}
-                await self.storage.save_conversation(saved)
+                await self.conversations.save(saved)
             except Exception:  # another instance moved on: its screen wins, ours becomes stale
                 log.warning("could not record the apology's buttons", exc_info=True)
 
@@ -123,7 +126,7 @@ class FlowEngine:
             await outbox.send_text(self.texts.system("unanswered", locale))
 
     async def _load(self, event: InputEvent) -> Conversation:
-        conversation = await self.storage.load_conversation(event.chat_id, event.user_id)
+        conversation = await self.conversations.load(event.chat_id, event.user_id)
         if conversation is None:
             assert self.project.bot is not None
             return Conversation(
@@ -325,7 +328,7 @@ class FlowEngine:
 
     async def deliver(self, bot: Bot, delivery: Delivery) -> None:
         """Continue a conversation with the outcome of a background job (exactly once per job)."""
-        conversation = await self.storage.load_conversation(delivery.chat_id, delivery.user_id)
+        conversation = await self.conversations.load(delivery.chat_id, delivery.user_id)
         if conversation is None:
             log.error("job %s reports to a conversation that does not exist", delivery.job_id)
             return
@@ -353,7 +356,7 @@ class FlowEngine:
             following = await self._outcome(conversation, state, delivery.outcome, outbox, None)
             if following is not None:
                 await self._enter(conversation, following, outbox, None, cause=f"job{delivery.job_id}")
-        await self.storage.save_conversation(conversation)
+        await self.conversations.save(conversation)
 
     # ---------------------------------------------------------------- actions
     async def _run_action(self, conversation: Conversation, state: State, outbox: Outbox,
