@@ -103,7 +103,7 @@ class BotRuntime:
         self.storage = storage
         self.engine = FlowEngine(project, registry, storage, wallet=wallet if wallet is not None else StorageWallet(storage))
         self.texts = Texts(project)
-        self.dispatcher = Dispatcher()
+        self.dispatcher = Dispatcher(disable_fsm=True)  # the engine keeps its own state: no aiogram FSM per update
         self.dispatcher.include_router(build_router(self.engine))
         self.queue: KeyedSerializer[Update | _Delivering] = KeyedSerializer(self._process,
                                                                              max_pending=max_pending_per_user)
@@ -254,16 +254,17 @@ class BotRuntime:
                 correlation_id.reset(token)
             return
         update = item
+        event = classify(update)  # once: the router and the queue key reuse it
         token = correlation_id.set(new_correlation_id())
         try:
-            if classify(update) is None:
+            if event is None:
                 log.warning("update %s has no user to answer (%s); recorded and skipped",
                             update.update_id, _kind_of(update))
                 await self.storage.inbox_done(update.update_id)
                 return
-            await self.dispatcher.feed_update(self.bot, update)
+            await self.dispatcher.feed_update(self.bot, update, input_event=event)
         finally:
-            key = update_key(update)
+            key = ("update", update.update_id) if event is None else (event.chat_id, event.user_id)  # = update_key
             if self.queue.pending(key) <= 1:
                 self._told_to_slow_down.discard(key)
             correlation_id.reset(token)

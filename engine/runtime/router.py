@@ -6,14 +6,16 @@ from aiogram import Bot, Router
 from aiogram.types import CallbackQuery, Message, PreCheckoutQuery, Update
 
 from engine.runtime.engine import FlowEngine
-from engine.runtime.events import classify
+from engine.runtime.events import InputEvent, classify
 
 
 def build_router(engine: FlowEngine) -> Router:
     router = Router(name="flowgram")
 
-    async def to_engine(_: Message | CallbackQuery | PreCheckoutQuery, event_update: Update, bot: Bot) -> None:
-        event = classify(event_update)
+    async def to_engine(_: Message | CallbackQuery | PreCheckoutQuery, event_update: Update, bot: Bot,
+                        input_event: InputEvent | None = None) -> None:
+        """`input_event`: the runtime passes the event it already classified (feed_update keyword)."""
+        event = input_event if input_event is not None else classify(event_update)
         if event is not None:
             await engine.handle(bot, event)
 
