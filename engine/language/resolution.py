@@ -105,7 +105,7 @@ class Visibility:
         self.registry = registry
         self._renders: dict[str, bool] = {}
 
-    def reaction(self, reaction: Reaction, current: State | None = None) -> bool:
+    def reaction(self, reaction: Reaction) -> bool:
         if reaction.say is not None:
             return True
         if reaction.to is None:

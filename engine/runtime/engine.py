@@ -274,7 +274,7 @@ class FlowEngine:
                 screen = self._screen(conversation, self.states[conversation.state], event,
                                       items=self._stored_items(conversation), page=self._stored_page(conversation))
                 message = await outbox.send_text(text, screen.keyboard)
-                self._remember(conversation, screen, message.message_id, keep=True)
+                self._remember(conversation, screen, message.message_id)
                 return
             await outbox.send_text(text)
             edit = None
@@ -450,7 +450,7 @@ class FlowEngine:
             log.error("state %s has nothing to show (no text, no media)", screen.state)
             return  # Telegram refuses an empty message; the guard answers instead
         message_id = await outbox.show(screen, edit=edit)
-        self._remember(conversation, screen, message_id, keep=edit is not None and edit.message_id == message_id)
+        self._remember(conversation, screen, message_id)
 
     async def _show_current(self, conversation: Conversation, outbox: Outbox, event: InputEvent) -> None:
         """Show the current state again without running its action (used after a stale press)."""
@@ -464,7 +464,7 @@ class FlowEngine:
             return
         await self._show(conversation, screen, outbox)
 
-    def _remember(self, conversation: Conversation, screen: Screen, message_id: int, *, keep: bool) -> None:
+    def _remember(self, conversation: Conversation, screen: Screen, message_id: int) -> None:
         """Record which messages carry the current state's buttons; presses on others are stale."""
         previous = conversation.screen or {}
         same_state = previous.get("state") == screen.state
